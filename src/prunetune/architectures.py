@@ -86,11 +86,14 @@ def _decoder_only(name: str, layers: str = "layers", depth: str = "num_hidden_la
 
 
 _T5_BIAS = SharedModule("layer.0.SelfAttention", "relative_attention_bias", "has_relative_attention_bias")
+# ``decoder_layers`` is not a T5 field, but transformers' generic ``get_text_config(decoder=True)``
+# reads it (``decoder_layers`` -> ``num_hidden_layers``) when it sizes the KV cache; without it
+# the cache gets the *encoder's* depth and ``generate`` fails whenever the decoder is deeper.
 _T5 = Family(
     "t5",
     (
         Stack("encoder", "encoder.block", ("num_layers",), ("num_layers",), _T5_BIAS),
-        Stack("decoder", "decoder.block", ("num_decoder_layers",), ("num_layers",), _T5_BIAS),
+        Stack("decoder", "decoder.block", ("num_decoder_layers", "decoder_layers"), ("num_layers",), _T5_BIAS),
     ),
     ffn_modules=("wi", "wi_0", "wi_1", "wo"),
 )

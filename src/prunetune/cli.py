@@ -78,11 +78,18 @@ def _version() -> str:
         return "unknown"
 
 
-def _quiet_libraries() -> None:
+def _quiet_libraries(verbose: bool) -> None:
+    """Keep stderr for our own progress and errors: library load bars and advice are noise."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import warnings
+
     warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="transformers")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    if not verbose:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = args.pop("verbose", False)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(message)s", stream=sys.stderr)
-    _quiet_libraries()
+    _quiet_libraries(verbose)
     verb = args.pop("verb")
     config_path = args.pop("config", None)
     fn = _resolve(verb)
