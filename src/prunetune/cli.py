@@ -110,6 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     config_path = args.pop("config", None)
     fn = _resolve(verb)
     try:
+        # Some verbs (run) take their recipe as a positional argument or fall back to a
+        # shipped default; they say how with a ``resolve_recipe`` attribute.
+        resolver = getattr(fn, "resolve_recipe", None)
+        if config_path is None and resolver is not None:
+            config_path = resolver(args)
         recipe = load_recipe(config_path) if config_path else None
         kwargs = build_command_kwargs(fn, recipe, args)
         result = fn(**kwargs)
