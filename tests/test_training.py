@@ -200,3 +200,35 @@ def test_peak_memory_on_cpu_covers_the_block():
     if scope == "phase":  # the block's peak is above the (freshly reset) current level
         baseline = read_peak_memory("cpu", scope)["peak_memory_bytes"]
         assert memory["peak_memory_bytes"] >= baseline + size // 2
+
+
+def test_target_only_lm_head_loss_matches_full_loss(tiny_llama_dir):
+    """compute_loss with logits_to_keep gives the stock loss and gradients, for every family's API."""
+    import torch
+    from transformers import TrainingArguments
+
+    from prunetune.models import load_model
+    from prunetune.prompting import PromptArgs
+    from prunetune.training import LoraArgs, build_lora_model
+    from prunetune.training.trainer import FinetuneTrainer, encode_examples, make_collator
+
+    model, tok, _ = load_model(str(tiny_llama_dir))
+    model = build_lora_model(model, LoraArgs(lora_dropout=0.0))
+    feats = encode_examples(tok, [{"source": "a long prompt " * 3, "target": "yes"},
+                                  {"source": "short", "target": "a longer target text"}], PromptArgs(), False)
+    batch = make_collator(tok)(feats)
+    args = TrainingArguments(output_dir="/tmp/unused", use_cpu=True, report_to="none")
+    trainer = FinetuneTrainer(model=model, args=args, processing_class=tok)
+    for n_items in (None, int((batch["labels"][:, 1:] != -100).sum())):
+        model.zero_grad()
+        ours = trainer.compute_loss(model, dict(batch), num_items_in_batch=n_items)
+        ours.backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+        model.zero_grad()
+        trainer.encoder_decoder = True  # forces the stock path
+        stock = trainer.compute_loss(model, dict(batch), num_items_in_batch=n_items)
+        stock.backward()
+        trainer.encoder_decoder = False
+        torch.testing.assert_close(ours, stock, atol=1e-5, rtol=1e-5)
+        for a, p in zip(grads, [p for p in model.parameters() if p.requires_grad]):
+            torch.testing.assert_close(a, p.grad, atol=1e-5, rtol=1e-4)

@@ -179,16 +179,17 @@ def render_report(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _subset_rows(results: dict[str, Any], evals: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+def _subset_rows(evals: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     labels: set[str] = set()
     rows: dict[str, dict[str, float]] = {}
-    for name, ev in evals.items():
-        for key in ("model", "most_frequent_target", "lead_1"):
-            by = (ev.get(key) or {}).get("by_subset") or {}
-            if not by:
-                continue
-            label = name if key == "model" else key.replace("_", " ")
-            rows.setdefault(label, {k: v["rougeL"] for k, v in by.items()})
+    # Systems first, then the trivial references (identical in every evaluation: same examples).
+    sources = [(name, ev.get("model")) for name, ev in evals.items()]
+    first = next(iter(evals.values()), {})
+    sources += [(key.replace("_", " "), first.get(key)) for key in ("most_frequent_target", "lead_1")]
+    for label, metrics in sources:
+        by = (metrics or {}).get("by_subset") or {}
+        if by:
+            rows[label] = {k: v["rougeL"] for k, v in by.items()}
             labels.update(by)
     return {"labels": sorted(labels), "rows": rows} if rows else None
 
@@ -245,7 +246,7 @@ def run_command(run: RunArgs, model: ModelArgs, prune: PruneArgs, data: DataArgs
         if "baseline" in results["arms"]:
             results["quality_kept"] = quality_kept(results["arms"]["pruned"]["test"],
                                                    results["arms"]["baseline"]["test"])
-        results["by_subset"] = _subset_rows(results, {**{f"LoRA {k}": v for k, v in evals.items()},
+        results["by_subset"] = _subset_rows({**{f"LoRA {k}": v for k, v in evals.items()},
                                                       **{f"untuned {k}": v for k, v in untuned.items()}})
         results["wall_seconds"] = time.time() - started
         (tmp / "results.json").write_text(json.dumps(results, indent=2) + "\n")

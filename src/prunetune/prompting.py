@@ -61,6 +61,16 @@ def build_prompt(tokenizer: Any, source: str, args: PromptArgs, encoder_decoder:
         return f"{args.instruction}\n{source}" if args.instruction else source
     user = f"{args.instruction}\n\n{source}" if args.instruction else source
     if getattr(tokenizer, "chat_template", None):
+        if args.instruction:
+            # The instruction as the system turn replaces the template's default system
+            # prompt (SmolLM2 adds ~20 tokens of "You are a helpful AI assistant ...") instead
+            # of adding to it: shorter sequences, cheaper training and generation.
+            try:
+                return tokenizer.apply_chat_template(
+                    [{"role": "system", "content": args.instruction}, {"role": "user", "content": source}],
+                    tokenize=False, add_generation_prompt=True)
+            except Exception:  # noqa: BLE001 - templates without a system role (Gemma) raise
+                pass
         return tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
                                              add_generation_prompt=True)
     return PLAIN_TEMPLATE.format(source=user)

@@ -169,6 +169,14 @@ def training_arguments(train: TrainArgs, checkpoints: Path, *, total_steps: int,
     )
 
 
+def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
+    """Whether the (PEFT-unwrapped) causal LM's forward takes ``logits_to_keep``."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
 class FinetuneTrainer(Trainer):
     """``Trainer`` whose evaluation generates text and scores it, and which counts tokens.
 
@@ -201,6 +209,40 @@ class FinetuneTrainer(Trainer):
         self.tokens_seen += count_tokens(inputs, self.encoder_decoder)
         self.samples_seen += int(inputs["input_ids"].shape[0])
         return super().training_step(model, inputs, num_items_in_batch)
+
+    def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        """Decoder-only: project only the positions that predict a target token onto the vocabulary.
+
+        The prompt is masked from the loss, yet the stock path computes (and backpropagates
+        through) vocabulary logits for every position. On SmolLM2 the LM head is ~20% of a
+        step's FLOPs and its logits the largest activation, while targets are ~15% of the
+        tokens. ``logits_to_keep`` (a 1-D index tensor, supported by transformers' causal
+        LMs) limits the head to the span from the first target in the batch to the end.
+        The loss is reduced exactly as the model's own loss would be (sum over target tokens
+        divided by ``num_items_in_batch`` when the Trainer passes it, else the mean).
+        """
+        if self.encoder_decoder or return_outputs or not _accepts_logits_to_keep(model):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs["labels"]
+        targets = labels[:, 1:]  # position t predicts token t + 1
+        has_target = (targets != IGNORE_INDEX).any(dim=0)
+        if not bool(has_target.any()):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        start = int(has_target.nonzero()[0])
+        keep = torch.arange(start, labels.shape[1] - 1, device=labels.device)
+        outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, logits_to_keep=keep)
+        logits = outputs.logits.float()
+        kept_targets = targets[:, start:]
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), kept_targets.reshape(-1),
+                                                 ignore_index=IGNORE_INDEX, reduction="sum")
+        if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
+            loss = loss / num_items_in_batch
+            if self.args.average_tokens_across_devices:
+                loss = loss * self.accelerator.num_processes
+        else:
+            loss = loss / (kept_targets != IGNORE_INDEX).sum().clamp(min=1)
+        return loss
 
     def generation_scores(self) -> dict[str, Any]:
         """Generate for the validation examples with the current weights and score them."""
