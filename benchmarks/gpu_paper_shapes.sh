@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Efficiency benchmark on one CUDA GPU: SmolLM2-135M and the paper's BART-large and T5-large
 # shapes (random weights, built from their configs; nothing is downloaded). About 8 minutes
-# on an H200: 3 models x 7 configurations x 2 repeats, each configuration in its own process.
+# on an H200 (estimated, not yet run): 3 models x 7 configurations x 2 repeats, each
+# configuration in its own process, so process start-up (~5-10 s each) dominates.
 #
 #   bash benchmarks/gpu_paper_shapes.sh [OUT_DIR]          # default OUT_DIR: benchmarks/results
 #
@@ -22,7 +23,7 @@ python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'no C
 # bf16 autocast over fp32 master weights (as Trainer(bf16=True)); on a dedicated GPU machine
 # there is no CPU contention to wait for.
 COMMON=(--device cuda --precision bf16 --warmup-steps 3 --steps 10 --repeats 2 --idle-wait 0
-        --generation-batch-sizes 1,8 --prompt-length 128 --new-tokens 64)
+        --generation-batch-sizes 1,8 --generation-runs 2)
 
 bench() {
     local name=$1; shift
