@@ -9,7 +9,8 @@ counted, at 2 FLOPs per multiply-accumulate. Per token:
 * attention over ``T_k`` keys with ``d_attn = heads * head_dim``: ``2 * T_k * d_attn`` for
   the scores ``Q K^T`` plus ``2 * T_k * d_attn`` for ``softmax(.) V``. Scores are counted
   dense (every query against all ``T_k`` keys, as the eager and SDPA math kernels
-  compute them); causal kernels that skip the masked half do less;
+  compute them); causal kernels that skip the masked half do less, and sliding-window
+  layers (Mistral, Gemma-2) are counted over the full context as well;
 * cross-attention (seq2seq decoders): q/o per target token, k/v per *source* token
   (computed once per step), scores over the ``S`` source keys;
 * the LM head ``d_model -> vocab`` on every position in training, on the last position

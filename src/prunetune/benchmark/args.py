@@ -62,7 +62,8 @@ class BenchArgs:
     generation_runs: int = arg(3, help="timed generate() calls per batch size and run (after one warm-up)")
     seed: int = arg(0, help="seed of the synthetic token ids and the LoRA initialisation")
     idle_wait: float = arg(60.0, help="before each run, wait up to this many seconds while other processes keep "
-                                      "the CPUs busy (Linux /proc/stat; 0 = never wait)")
+                                      "the CPUs busy (Linux /proc/stat), and rerun a contended run once "
+                                      "(0 = never wait or rerun)")
     quick: bool = arg(False, help="smoke-test sizes (2x32 tokens, 1+2 steps, 1 repeat, no idle wait); "
                                   "overrides those settings")
 

@@ -258,7 +258,7 @@ def render_markdown(report: dict[str, Any], heading: str = "## Efficiency") -> s
         lines += ["", "Targets:", ""]
         for t in report["targets"]:
             where = t["config"] + (f", batch {t['batch_size']}" if "batch_size" in t else "")
-            lines.append(f"- {t['description']} ({where}): {t['value']:.2f} {t['comparison']} {t['threshold']:g}: "
+            lines.append(f"- {t['description']} ({where}): {t['value']:.3f} {t['comparison']} {t['threshold']:g}: "
                          f"**{'met' if t['met'] else 'not met'}**")
     return "\n".join(lines) + "\n"
 

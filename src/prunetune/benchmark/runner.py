@@ -6,6 +6,8 @@ FFN LoRA on the unpruned model) and ``pruned-<ratio>`` (paper-pattern pruning, t
 same LoRA) for each ``--ratios`` value. Generation: ``unpruned`` vs
 ``pruned-<reference ratio>-merged``. Repeats are interleaved (A B C D E, A B C D E, ...)
 so slow drifts (thermal, other load) spread over all configurations instead of biasing one.
+On a shared machine each run first waits (bounded) for other processes to leave the
+CPUs, and a run that was contended anyway is run once more (:mod:`.contention`).
 """
 
 from __future__ import annotations
@@ -169,15 +171,19 @@ def environment(device: str) -> dict[str, Any]:
     }
 
 
+def _contended(result: dict[str, Any]) -> bool:
+    if result["kind"] == "train":
+        return bool(result["contended"])
+    return any(r["contended"] for r in result["batch_sizes"].values())
+
+
 def _progress(index: int, total: int, repeat: int, repeats: int, result: dict[str, Any]) -> None:
     peak = result["memory"]["peak_memory_bytes"] / 2**30
     if result["kind"] == "train":
         detail = f"{result['step_time_s']:.3f} s/step, {result['tokens_per_s']:.0f} tokens/s, peak {peak:.2f} GiB"
-        contended = result["contended"]
     else:
         detail = ", ".join(f"batch {b}: {r['latency_s']:.2f} s" for b, r in result["batch_sizes"].items())
-        contended = any(r["contended"] for r in result["batch_sizes"].values())
-    if contended:
+    if _contended(result):
         detail += " (CONTENDED: other processes shared the CPUs during most steps)"
     logger.info("bench [%d/%d] %s (repeat %d/%d): %s", index, total, result["name"], repeat, repeats, detail)
 
@@ -202,7 +208,7 @@ def run_benchmark(model: ModelArgs, bench: BenchArgs) -> dict[str, Any]:
     total = len(per_repeat) * bench.repeats
     logger.info("bench: %s, %d configurations x %d repeats, each in its own process", info["name"],
                 len(per_repeat), bench.repeats)
-    waited = 0.0
+    waited, retried = 0.0, 0
     with _sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="prunetune-bench-") as tmp:
         for repeat in range(bench.repeats):
             for position, spec in enumerate(per_repeat):
@@ -213,10 +219,18 @@ def run_benchmark(model: ModelArgs, bench: BenchArgs) -> dict[str, Any]:
                         logger.info("bench: waited %.0f s for other processes to leave the CPUs", seconds)
                     waited += seconds
                 result = run_child(spec, Path(tmp), index)
-                (train_runs if spec.kind == "train" else generate_runs)[spec.name].append(result)
                 _progress(index, total, repeat + 1, bench.repeats, result)
+                if bench.idle_wait and _contended(result):
+                    # Once, after the machine calms down; the repeat keeps its place in the
+                    # interleaved order, so its paired ratios still compare neighbours.
+                    waited += wait_for_idle(bench.idle_wait)
+                    result = run_child(spec, Path(tmp), index)
+                    retried += 1
+                    _progress(index, total, repeat + 1, bench.repeats, result)
+                (train_runs if spec.kind == "train" else generate_runs)[spec.name].append(result)
     env["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     env["idle_wait_s"] = waited
+    env["contended_runs_retried"] = retried
 
     training = summarize_training(train_runs)
     generation = None
