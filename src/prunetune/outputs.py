@@ -53,8 +53,15 @@ def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False) -> Iterat
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    replace_dir(tmp, dst)
+
+
+def replace_dir(tmp: Path, dst: Path) -> None:
+    """Rename the finished folder ``tmp`` to ``dst``, replacing an existing ``dst``.
+
+    The old folder is moved aside first, so there is no moment without a complete ``dst``.
+    """
     if dst.exists():
-        # Move the old folder aside first so there is no moment without a complete dst.
         old = dst.parent / f".{dst.name}.old-{os.getpid()}"
         os.rename(dst, old)
         os.rename(tmp, dst)

@@ -43,7 +43,7 @@ from prunetune.errors import UsageError
 from prunetune.generation import GenerationArgs
 from prunetune.memory import track_peak_memory
 from prunetune.models import ModelArgs, load_model
-from prunetune.outputs import check_output_dir
+from prunetune.outputs import check_output_dir, replace_dir
 from prunetune.prompting import PromptArgs, ensure_pad_token, is_encoder_decoder
 from prunetune.pruning import PruneArgs, apply_pruning, pruning_record, save_pruned
 from prunetune.training.args import FinetuneOutputArgs, TrainArgs, resolve_report_to
@@ -81,17 +81,6 @@ def _versions() -> dict[str, str]:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
-
-
-def _publish(tmp: Path, dst: Path) -> None:
-    """Rename the finished ``tmp`` to ``dst``, replacing an existing ``dst`` (as outputs.atomic_output_dir)."""
-    if dst.exists():
-        old = dst.parent / f".{dst.name}.old-{os.getpid()}"
-        os.rename(dst, old)
-        os.rename(tmp, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, dst)
 
 
 def _check_partial(partial: Path, resume: bool, overwrite: bool) -> bool:
@@ -235,7 +224,7 @@ def _finetune(model: ModelArgs, prune: PruneArgs, data: DataArgs, prompt: Prompt
         if not resuming:
             shutil.rmtree(partial, ignore_errors=True)
         raise
-    _publish(partial, dst)
+    replace_dir(partial, dst)
     logger.info("wrote %s", dst)
     return metrics
 
