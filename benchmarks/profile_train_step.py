@@ -21,10 +21,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from prunetune.benchmark.args import BenchArgs
 from prunetune.benchmark.worker import (
-    RunSpec, add_lora, autocast, build_model, make_optimizer, resolve_device, resolve_precision, synchronize,
-    synthetic_batch, training_step,
+    RunSpec, autocast, prepare_training, resolve_device, resolve_precision, synchronize, training_step,
 )
-from prunetune.benchmark.speedups import use_masked_lora_dropout
 
 # Operator name -> class, first match wins; everything else is "other".
 CLASSES = (
@@ -67,19 +65,10 @@ def main() -> None:
     precision = resolve_precision(bench.precision, device)
     spec = RunSpec("train", "profile", args.method, args.ratio, {"model": args.model, "dtype": "auto"},
                    bench.as_dict())
-    model, _ = build_model(spec, bench, device)
-    if args.method == "lora":
-        model = add_lora(model, bench)
-        if device.type == "cpu" and bench.lora_dropout_impl == "auto":
-            use_masked_lora_dropout(model)
-    else:
-        model.requires_grad_(True)
-    model.train()
-    batch = synthetic_batch(model.config, bench, device)
-    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], device)
+    setup = prepare_training(spec, bench, device)
 
     def step() -> None:
-        training_step(model, batch, optimizer, lambda: autocast(device, precision))
+        training_step(setup.model, setup.batch, setup.optimizer, lambda: autocast(device, precision))
 
     for _ in range(args.warmup_steps):
         step()

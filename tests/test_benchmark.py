@@ -207,7 +207,7 @@ def test_bench_on_cuda(tmp_path):
 def test_masked_dropout_matches_dropout_semantics():
     import torch
 
-    from prunetune.benchmark.speedups import MaskedDropout, use_masked_lora_dropout
+    from prunetune.training.dropout import MaskedDropout, use_masked_lora_dropout
 
     torch.manual_seed(0)
     x = torch.ones(200_000, requires_grad=True)

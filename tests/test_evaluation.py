@@ -9,7 +9,7 @@ import pytest
 
 from prunetune.cli import main
 from prunetune.errors import UsageError
-from test_export import INSTRUCTION, TEST, make_finetune_dir
+from finetune_dirs import INSTRUCTION, TEST, make_finetune_dir
 
 FAST = ["--max-new-tokens", "6", "--generation-batch-size", "2"]
 SCORE_KEYS = {"rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "bleu1", "bleu2", "bleu3", "bleu4", "bleu_bp",

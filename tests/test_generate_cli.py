@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from prunetune.cli import main
-from test_export import INSTRUCTION, make_finetune_dir
+from finetune_dirs import INSTRUCTION, make_finetune_dir
 
 FAST = ["--max-new-tokens", "5"]
 

@@ -232,3 +232,27 @@ def test_target_only_lm_head_loss_matches_full_loss(tiny_llama_dir):
         torch.testing.assert_close(ours, stock, atol=1e-5, rtol=1e-5)
         for a, p in zip(grads, [p for p in model.parameters() if p.requires_grad]):
             torch.testing.assert_close(a, p.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_training_step_builds_no_kv_cache(tiny_llama_dir, tmp_path):
+    """A training forward runs with use_cache=False (a cache costs time and memory, and is unused)."""
+    from transformers import TrainingArguments
+
+    from prunetune.models import load_model
+    from prunetune.prompting import PromptArgs
+    from prunetune.training import LoraArgs, build_lora_model
+    from prunetune.training.trainer import FinetuneTrainer, encode_examples, make_collator
+
+    model, tok, _ = load_model(str(tiny_llama_dir))
+    model = build_lora_model(model, LoraArgs())
+    seen = []
+    decoder = model.get_base_model().model
+    decoder.register_forward_pre_hook(lambda _m, _a, kw: seen.append(kw.get("use_cache")), with_kwargs=True)
+    batch = make_collator(tok)(encode_examples(tok, [{"source": "findings", "target": "impression"}],
+                                               PromptArgs(), False))
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    trainer = FinetuneTrainer(model=model, args=args, processing_class=tok)
+    trainer.current_gradient_accumulation_steps = 1  # set by train() before its first step
+    loss = trainer.training_step(model, dict(batch))
+    assert loss.item() > 0 and seen == [False]
+    assert trainer.tokens_seen > 0 and trainer.samples_seen == 1

@@ -12,7 +12,6 @@ medians reported; the result is one JSON report (schema ``prunetune.bench/1``).
 * ``worker.py`` - one run in a child process (``python -m prunetune.benchmark``).
 * ``report.py`` - medians, ratios, targets, and :func:`render_markdown`.
 * ``contention.py`` - CPU contention from other processes: detect it per step, wait it out.
-* ``speedups.py`` - fixes for avoidable costs of the LoRA step found by profiling.
 * ``shapes.py`` - random-weight BART-large / T5-large (``--shape``).
 """
 

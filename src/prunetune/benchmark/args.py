@@ -54,7 +54,7 @@ class BenchArgs:
     lora_dropout: float = arg(0.1, help="dropout on the LoRA input")
     lora_dropout_impl: Literal["auto", "torch"] = arg(
         "auto", help="auto: on CPU, LoRA dropout with a multi-threaded mask draw and a bool mask (same "
-                     "distribution, see prunetune.benchmark.speedups); torch: PEFT's nn.Dropout everywhere")
+                     "distribution, see prunetune.training.dropout); torch: PEFT's nn.Dropout everywhere")
     generation: bool = arg(True, help="also time greedy generation: unpruned vs pruned with LoRA merged")
     prompt_length: int = arg(64, help="prompt tokens per sequence in the generation runs")
     new_tokens: int = arg(32, help="tokens generated per sequence (exactly, EOS is suppressed)")

@@ -18,7 +18,7 @@ allocator. A run:
 
 The training step is the one any trainer runs, with the overheads the profile showed
 to be avoidable removed (see ``benchmarks/profile_train_step.py``): on CPU, LoRA dropout
-with a multi-threaded mask draw (:mod:`prunetune.benchmark.speedups`); ``use_cache=False``
+with a multi-threaded mask draw (:mod:`prunetune.training.dropout`); ``use_cache=False``
 (no KV cache built in training); the model output (and its logits) released before
 backward; fused AdamW; ``zero_grad(set_to_none=True)``; frozen embeddings/LM head kept
 out of autograd (PEFT's default; no ``enable_input_require_grads``).
@@ -44,7 +44,7 @@ from prunetune.architectures import stack_depths
 from prunetune.benchmark.args import BenchArgs
 from prunetune.benchmark.contention import cpu_stall_seconds, robust_median, sample_until_clean, stall_fraction
 from prunetune.benchmark.shapes import build_random_model
-from prunetune.benchmark.speedups import use_masked_lora_dropout
+from prunetune.training.dropout import use_masked_lora_dropout
 from prunetune.errors import UsageError
 from prunetune.flops import flops_record, generation_flops, model_shape, training_step_flops
 from prunetune.memory import read_peak_memory, reset_peak_memory
@@ -222,8 +222,22 @@ def timed(device: torch.device, fn: Callable[[], Any]) -> Timing:
     return Timing(seconds, stall_fraction(stall_start, cpu_stall_seconds(), seconds), out)
 
 
-def measure_training(spec: RunSpec, bench: BenchArgs, device: torch.device, precision: str) -> dict[str, Any]:
-    """Time ``bench.steps`` training steps after ``bench.warmup_steps``; peak memory of the loop."""
+@dataclass
+class TrainingSetup:
+    """A configuration ready to step: model in train mode, its batch and optimizer."""
+
+    model: Any
+    plan: dict[str, list[int]] | None
+    batch: dict[str, torch.Tensor]
+    optimizer: torch.optim.Optimizer
+
+
+def prepare_training(spec: RunSpec, bench: BenchArgs, device: torch.device) -> TrainingSetup:
+    """Build the model of ``spec`` (pruned, with LoRA or fully trainable), its batch and optimizer.
+
+    Shared by :func:`measure_training` and ``benchmarks/profile_train_step.py`` so that the
+    profiled step is exactly the measured one.
+    """
     model, plan = build_model(spec, bench, device)
     if spec.method == "lora":
         model = add_lora(model, bench)
@@ -232,11 +246,18 @@ def measure_training(spec: RunSpec, bench: BenchArgs, device: torch.device, prec
     else:
         model.requires_grad_(True)
     model.train()
-    trainable, total = count_trainable(model)
     batch = synthetic_batch(model.config, bench, device)
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], device)
+    return TrainingSetup(model, plan, batch, optimizer)
+
+
+def measure_training(spec: RunSpec, bench: BenchArgs, device: torch.device, precision: str) -> dict[str, Any]:
+    """Time ``bench.steps`` training steps after ``bench.warmup_steps``; peak memory of the loop."""
+    setup = prepare_training(spec, bench, device)
+    model, plan, batch, optimizer = setup.model, setup.plan, setup.batch, setup.optimizer
+    trainable, total = count_trainable(model)
     shape = model_shape(model)
     flops = training_step_flops(shape, bench.batch_size, bench.seq_length, bench.target_length)
-    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], device)
 
     def step() -> torch.Tensor:
         return training_step(model, batch, optimizer, lambda: autocast(device, precision))

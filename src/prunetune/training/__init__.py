@@ -6,6 +6,8 @@
 * ``trainer.py`` - transformers' ``Trainer`` with validation by generation + ROUGE,
   token counting, stderr progress and Ctrl-C checkpoints (imported lazily: it pulls
   in ``transformers.Trainer``).
+* ``dropout.py`` - :class:`MaskedDropout`, LoRA dropout with a multi-threaded mask draw
+  (used on CPU, where PEFT's ``nn.Dropout`` draws its mask on one thread).
 * ``finetune.py`` - :func:`finetune`: validate, prune, train, write the run folder.
 
 Peak-memory measurement lives in :mod:`prunetune.memory` (shared with the benchmark).

@@ -208,7 +208,8 @@ class FinetuneTrainer(Trainer):
                       ) -> torch.Tensor:
         self.tokens_seen += count_tokens(inputs, self.encoder_decoder)
         self.samples_seen += int(inputs["input_ids"].shape[0])
-        return super().training_step(model, inputs, num_items_in_batch)
+        # A training forward needs no KV cache; building one only costs time and memory.
+        return super().training_step(model, {**inputs, "use_cache": False}, num_items_in_batch)
 
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
