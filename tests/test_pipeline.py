@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from prunetune.cli import main
@@ -55,6 +56,12 @@ def test_run_end_to_end(tiny_llama_dir, tmp_path, capsys):
     assert set(results["untuned"]) == {"original", "pruned"}
     assert set(results["quality_kept"]) <= {"rouge1", "rouge2", "rougeL", "rougeLsum", "bleu"}
     assert results["by_subset"]["labels"] and set(results["by_subset"]["labels"]) <= {"normal", "abnormal"}
+    rows = results["by_subset"]["rows"]
+    for label, kept in results["by_subset"]["rougeL_kept"].items():  # labels where the baseline scored > 0
+        assert kept == pytest.approx(100 * rows["LoRA pruned"][label] / rows["LoRA baseline"][label])
+    frequent = results["trivial"]["most_frequent_target"]["rougeL"]
+    assert results["rougeL_over_most_frequent"] == {
+        name: pytest.approx(arm["test"]["rougeL"] - frequent) for name, arm in results["arms"].items()}
     report = (run_dir / "report.md").read_text()
     assert "| LoRA pruned |" in report and "| most frequent target |" in report and "| lead 1 |" in report
     assert "LoRA baseline" in out
@@ -80,3 +87,29 @@ def test_run_missing_data_leaves_nothing(tmp_path, capsys):
 def test_quality_kept():
     assert quality_kept({"rouge1": 46.0, "rougeL": 40.0}, {"rouge1": 50.0, "rougeL": 40.0, "bleu": 0.0}) == {
         "rouge1": 92.0, "rougeL": 100.0}
+
+
+def test_report_shows_kept_by_subset_and_margin_over_the_commonest_answer():
+    from prunetune.pipeline import render_report
+
+    def scores(rouge_l):
+        return {"rouge1": rouge_l, "rouge2": rouge_l / 2, "rougeL": rouge_l, "bleu": 1.0}
+
+    results = {
+        "recipe": "synthetic", "model": "m", "data": {"source": "d", "sizes": {"train": 8, "validation": 1, "test": 4}},
+        "test_generation": {"num_beams": 1, "max_new_tokens": 8, "no_repeat_ngram_size": 3},
+        "arms": {"baseline": {"test": scores(40.0)}, "pruned": {"test": scores(36.0)}},
+        "trivial": {"most_frequent_target": scores(38.0), "lead_1": scores(5.0)},
+        "quality_kept": {"rougeL": 90.0},
+        "by_subset": {"labels": ["abnormal", "normal"],
+                      "rows": {"LoRA baseline": {"abnormal": 30.0, "normal": 60.0},
+                               "LoRA pruned": {"abnormal": 27.6, "normal": 60.0}},
+                      "rougeL_kept": {"abnormal": 92.0, "normal": 100.0}},
+        "rougeL_over_most_frequent": {"baseline": 2.0, "pruned": -2.0},
+        "wall_seconds": 1.0,
+    }
+    report = render_report(results)
+    assert "| ROUGE-L kept (pruned / baseline) | 92.0% | 100.0% |" in report
+    assert "LoRA baseline +2.00, LoRA pruned -2.00" in report
+    del results["rougeL_over_most_frequent"], results["by_subset"]["rougeL_kept"]  # results.json of older runs
+    assert "ROUGE-L kept (pruned" not in render_report(results)

@@ -165,6 +165,11 @@ def render_report(results: dict[str, Any]) -> str:
     if results.get("quality_kept"):
         q = results["quality_kept"]
         lines += ["", "Quality kept (pruned / baseline): " + ", ".join(f"{k} {v:.1f}%" for k, v in q.items()) + "."]
+    margins = results.get("rougeL_over_most_frequent")
+    if margins:
+        lines += ["", "ROUGE-L above the most frequent training target: "
+                  + ", ".join(f"LoRA {name} {value:+.2f}" for name, value in margins.items())
+                  + " (at or below zero, a model has learned little beyond the commonest answer)."]
     subsets = results.get("by_subset")
     if subsets:
         lines += ["", "## By subset (ROUGE-L)", "", "| system | " + " | ".join(subsets["labels"]) + " |",
@@ -172,6 +177,11 @@ def render_report(results: dict[str, Any]) -> str:
         for label, values in subsets["rows"].items():
             lines.append(f"| {label} | " + " | ".join(f"{values.get(s, float('nan')):.2f}" for s in subsets["labels"])
                          + " |")
+        kept_by_subset = subsets.get("rougeL_kept")
+        if kept_by_subset:
+            lines.append("| ROUGE-L kept (pruned / baseline) | "
+                         + " | ".join(f"{kept_by_subset[s]:.1f}%" if s in kept_by_subset else "-"
+                                      for s in subsets["labels"]) + " |")
     mem = {a: arm.get("peak_memory_kind") for a, arm in results["arms"].items()}
     lines += ["", f"Peak memory is {next(iter(mem.values()), 'n/a')} of the training phase; "
               "train time and tokens/s (non-padding tokens) are measured in each arm's own process.",
@@ -248,6 +258,14 @@ def run_command(run: RunArgs, model: ModelArgs, prune: PruneArgs, data: DataArgs
                                                    results["arms"]["baseline"]["test"])
         results["by_subset"] = _subset_rows({**{f"LoRA {k}": v for k, v in evals.items()},
                                                       **{f"untuned {k}": v for k, v in untuned.items()}})
+        subsets = results["by_subset"]
+        if subsets and "baseline" in results["arms"]:
+            subsets["rougeL_kept"] = quality_kept(subsets["rows"]["LoRA pruned"], subsets["rows"]["LoRA baseline"],
+                                                  keys=tuple(subsets["labels"]))
+        # A tuned model is only worth its ratio if it beats answering the commonest target.
+        frequent = results["trivial"]["most_frequent_target"]["rougeL"]
+        results["rougeL_over_most_frequent"] = {name: arm["test"]["rougeL"] - frequent
+                                                for name, arm in results["arms"].items()}
         results["wall_seconds"] = time.time() - started
         (tmp / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         report = render_report(results)
