@@ -57,15 +57,21 @@ def reset_peak_memory(device: torch.device | str | None = None) -> str:
         return "process"
 
 
-def _vm_hwm_bytes() -> int | None:
+def _status_bytes(field: str) -> int | None:
+    """A size field of ``/proc/self/status`` (``VmHWM``, ``VmRSS``...) in bytes; None without /proc."""
     try:
         for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 value, unit = line.split()[1:3]
                 return int(value) * {"kB": 1024, "mB": 1024**2}.get(unit, 1)
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def current_rss_bytes() -> int | None:
+    """The process's resident set size now (``VmRSS``); None where there is no /proc."""
+    return _status_bytes("VmRSS")
 
 
 def _ru_maxrss_bytes() -> int:
@@ -94,7 +100,7 @@ def read_peak_memory(device: torch.device | str | None = None, scope: str = "pha
             "peak_memory_scope": scope,
             "cuda_max_reserved_bytes": int(torch.cuda.max_memory_reserved(device)),
         }
-    peak = _vm_hwm_bytes() if scope == "phase" else None
+    peak = _status_bytes("VmHWM") if scope == "phase" else None
     if peak is None:
         peak, scope = _ru_maxrss_bytes(), "process"
     return {"peak_memory_bytes": peak, "peak_memory_kind": "cpu_peak_rss", "peak_memory_scope": scope}

@@ -47,7 +47,7 @@ from prunetune.benchmark.shapes import build_random_model
 from prunetune.training.dropout import use_masked_lora_dropout
 from prunetune.errors import UsageError
 from prunetune.flops import flops_record, generation_flops, model_shape, training_step_flops
-from prunetune.memory import read_peak_memory, reset_peak_memory
+from prunetune.memory import current_rss_bytes, read_peak_memory, reset_peak_memory
 from prunetune.models import ModelArgs, load_model
 from prunetune.pruning import PruneArgs, apply_pruning
 from prunetune.training.lora import LoraArgs, build_lora_model, count_trainable
@@ -132,14 +132,6 @@ def release_freed_memory() -> None:
         torch.cuda.empty_cache()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def _rss_bytes() -> int | None:
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return None
 
 
 def build_model(spec: RunSpec, bench: BenchArgs, device: torch.device) -> tuple[Any, dict[str, list[int]] | None]:
@@ -263,7 +255,7 @@ def measure_training(spec: RunSpec, bench: BenchArgs, device: torch.device, prec
         return training_step(model, batch, optimizer, lambda: autocast(device, precision))
 
     release_freed_memory()
-    rss_start = _rss_bytes()
+    rss_start = current_rss_bytes()
     scope = reset_peak_memory(device)
     start_allocated = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
     warmup = [timed(device, step) for _ in range(bench.warmup_steps)]

@@ -203,6 +203,9 @@ class FinetuneTrainer(Trainer):
         self.eval_seconds = 0.0
         self.tokens_seen = 0
         self.samples_seen = 0
+        # Inspected once here, not in every compute_loss call: the model's forward does not change.
+        self.head_on_targets_only = (not encoder_decoder and self.model is not None
+                                     and _accepts_logits_to_keep(self.model))
 
     def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None
                       ) -> torch.Tensor:
@@ -223,7 +226,7 @@ class FinetuneTrainer(Trainer):
         The loss is reduced exactly as the model's own loss would be (sum over target tokens
         divided by ``num_items_in_batch`` when the Trainer passes it, else the mean).
         """
-        if self.encoder_decoder or return_outputs or not _accepts_logits_to_keep(model):
+        if self.encoder_decoder or return_outputs or not self.head_on_targets_only:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         labels = inputs["labels"]
         targets = labels[:, 1:]  # position t predicts token t + 1
